@@ -72,7 +72,7 @@ def config_errors(node_type: str, config: object) -> list[str]:
         ):
             problems.append("delay_seconds must be a whole number of seconds above 0")
         if has_time and not (
-            isinstance(config["at_local_time"], str) and _HHMM.match(config["at_local_time"])
+            isinstance(config["at_local_time"], str) and _HHMM.fullmatch(config["at_local_time"])
         ):
             problems.append('at_local_time must be a time of day like "09:00"')
     elif node_type == NodeType.APPLICATION:
