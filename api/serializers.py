@@ -19,6 +19,11 @@ class CallingWindowSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs):
+        missing = [name for name in ("start", "end") if name not in attrs]
+        if missing:
+            raise serializers.ValidationError(
+                f"a calling window needs both start and end (missing {', '.join(missing)})"
+            )
         if attrs["start"] >= attrs["end"]:
             raise serializers.ValidationError("start must be before end (same day, local time)")
         days = attrs.get("days") or ALL_DAYS
@@ -100,7 +105,6 @@ class WorkflowSerializer(serializers.ModelSerializer):
         }
 
     def create(self, validated_data):
-        validated_data.pop("workspace_id", None)
         fields = self._window_fields(validated_data)
         return Workflow.objects.create(**validated_data, **fields)
 

@@ -44,7 +44,7 @@ class IdCursorPagination(CursorPagination):
 class LeadFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ExecutionStatus.choices, method="by_status")
     node = django_filters.CharFilter(field_name="execution__node__key")
-    needs_review = django_filters.BooleanFilter(field_name="execution__needs_review")
+    needs_review = django_filters.BooleanFilter(method="by_review")
     q = django_filters.CharFilter(method="search", help_text="name or phone contains")
 
     class Meta:
@@ -55,6 +55,12 @@ class LeadFilter(django_filters.FilterSet):
         if value == ExecutionStatus.PENDING:
             return queryset.filter(execution__isnull=True)
         return queryset.filter(execution__status=value)
+
+    def by_review(self, queryset, name, value):
+        if value:
+            return queryset.filter(execution__needs_review=True)
+        # A pending lead (no execution yet) does not need review either.
+        return queryset.filter(Q(execution__isnull=True) | Q(execution__needs_review=False))
 
     def search(self, queryset, name, value):
         return queryset.filter(Q(name__icontains=value) | Q(phone__contains=value))
@@ -82,6 +88,12 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         if WorkflowStatus(workflow.status).is_final:
             raise Conflict(f"This workflow is {workflow.status}; it can no longer be changed.")
         return super().update(request, *args, **kwargs)
+
+    def create(self, request, *args, **kwargs):
+        # The role is checked before the body, so an agent learns they cannot create at all.
+        if not Membership.objects.filter(user=request.user, role=Role.MANAGER).exists():
+            raise PermissionDenied("Only a campaign manager of the workspace can create workflows.")
+        return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         managed = Membership.objects.filter(user=self.request.user, role=Role.MANAGER)
@@ -166,9 +178,12 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         workflow = self.get_object()
         if request.method == "POST":
             return self._add_leads(request, workflow)
-        queryset = LeadFilter(
+        filters = LeadFilter(
             request.query_params, queryset=_lead_queryset().filter(workflow=workflow)
-        ).qs
+        )
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        queryset = filters.qs
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         context = {"has_entry": workflow.nodes.filter(type=NodeType.ENTRY).exists()}

@@ -32,13 +32,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "django_tasks",
-    "django_tasks_db",
     # Ours, bottom layer first: each imports only the ones above it.
     "workflows",
     "leads",
     "calls",
+    # Before django_tasks_db: engine's `db_worker` extends that app's command (same name; the
+    # first app listed wins) with the engine's heartbeat.
     "engine",
+    "django_tasks",
+    "django_tasks_db",
     "api",
     "dashboard",
 ]
@@ -163,6 +165,31 @@ DIALNEXA_DEMO_PASSWORD = env_str("DIALNEXA_DEMO_PASSWORD", "dialnexa-demo")
 # a few dozen statements, small enough that one transaction never holds locks for long.
 DIALNEXA_START_CHUNK = env_int("DIALNEXA_START_CHUNK", 20_000)
 DIALNEXA_DEFAULT_REGION = env_str("DIALNEXA_DEFAULT_REGION", "US")
+DIALNEXA_FROM_NUMBER = env_str("DIALNEXA_FROM_NUMBER", "+14155550100")
+# Engine: executions claimed per batch, how long a claim lasts before another worker may take
+# it over, how long one tick task works before handing over, how often each worker checks
+# that a tick is queued.
+DIALNEXA_BATCH_SIZE = env_int("DIALNEXA_BATCH_SIZE", 1000)
+DIALNEXA_LEASE_SECONDS = env_float("DIALNEXA_LEASE_SECONDS", 60.0)
+DIALNEXA_TICK_SECONDS = env_float("DIALNEXA_TICK_SECONDS", 10.0)
+DIALNEXA_HEARTBEAT_SECONDS = env_float("DIALNEXA_HEARTBEAT_SECONDS", 2.0)
+# A Voice Call node whose workflow is at its concurrency cap looks again after this long.
+DIALNEXA_CAPACITY_RETRY_SECONDS = env_float("DIALNEXA_CAPACITY_RETRY_SECONDS", 1.0)
+# Application nodes and the http dialer: retries after the first attempt, and the first backoff
+# (doubling each time).
+DIALNEXA_HTTP_RETRIES = env_int("DIALNEXA_HTTP_RETRIES", 3)
+DIALNEXA_HTTP_BACKOFF_SECONDS = env_float("DIALNEXA_HTTP_BACKOFF_SECONDS", 1.0)
+DIALNEXA_HTTP_TIMEOUT_SECONDS = env_float("DIALNEXA_HTTP_TIMEOUT_SECONDS", 10.0)
+# Simulator: relative weights of final statuses for leads without a sim_status field.
+DIALNEXA_SIMULATOR_WEIGHTS = {
+    "completed": 40,
+    "did_not_pick": 20,
+    "busy": 10,
+    "failed": 8,
+    "no_answer": 15,
+    "cancelled": 4,
+    "retry_expired": 3,
+}
 
 LOGGING = {
     "version": 1,

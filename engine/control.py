@@ -7,7 +7,7 @@ clicks, or a click and the engine, serialise; every change writes a WorkflowEven
 from django.db import transaction
 from django.utils import timezone
 
-from engine.tasks import start_pending_leads_task
+from engine.starting import start_pending_leads_task
 from workflows.graph import GraphReport
 from workflows.graph_store import check_graph
 from workflows.models import Edge, Node, Workflow, WorkflowEvent
@@ -18,7 +18,8 @@ class ActionRefused(Exception):
     """The action is not allowed from the workflow's current status; nothing changed."""
 
     def __init__(self, workflow: Workflow, action: WorkflowAction):
-        self.status = workflow.status
+        # Legacy `running` is reported as `active`, as everywhere else.
+        self.status = WorkflowStatus(workflow.status).effective.value
         self.action = WorkflowAction(action)
         self.allowed_actions = [a.value for a in allowed_actions(workflow.status)]
         current = WorkflowStatus(workflow.status)

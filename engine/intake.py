@@ -3,7 +3,7 @@ when it is active."""
 
 from django.db import transaction
 
-from engine.tasks import start_pending_leads_task
+from engine.starting import start_pending_leads_task
 from leads.models import Lead
 from workflows.models import Workflow
 from workflows.statuses import WorkflowStatus

@@ -9,7 +9,9 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tasks import task
 
+from engine.ticks import ensure_tick
 from leads.models import ExecutionStatus, Lead, LeadExecution, LeadTransition, TransitionReason
 from workflows.models import Node, Workflow
 from workflows.statuses import NodeType
@@ -18,8 +20,9 @@ log = logging.getLogger(__name__)
 
 _INSERT_EXECUTIONS = """
 INSERT INTO {execution} (lead_id, workflow_id, status, node_id, visit, entered_at, due_at,
-                         needs_review, review_reason, lease_owner, updated_at)
-SELECT l.id, l.workflow_id, %(status)s, %(entry)s, 1, %(now)s, %(now)s, %(false)s, '', '', %(now)s
+                         attempts, needs_review, review_reason, lease_owner, updated_at)
+SELECT l.id, l.workflow_id, %(status)s, %(entry)s, 1, %(now)s, %(now)s, 0, %(false)s, '', '',
+       %(now)s
 FROM {lead} l
 WHERE l.workflow_id = %(workflow)s AND l.id > %(after)s AND l.id <= %(upto)s
   AND NOT EXISTS (SELECT 1 FROM {execution} e WHERE e.lead_id = l.id)
@@ -94,4 +97,10 @@ def start_pending_leads(workflow_id: int, chunk: int | None = None) -> int:
         after = upto
     if started:
         log.info("workflow %s: started %s lead(s) at %s", workflow_id, started, entry.key)
+        ensure_tick()
     return started
+
+
+@task()
+def start_pending_leads_task(workflow_id: int) -> int:
+    return start_pending_leads(workflow_id)

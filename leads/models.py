@@ -103,6 +103,8 @@ class LeadExecution(models.Model):
     call = models.ForeignKey(
         "calls.CallLog", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Failed integration attempts at the current node (application nodes retry with backoff).
+    attempts = models.PositiveSmallIntegerField(default=0)
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
     # When the engine may next look at this execution, and who holds it until when.

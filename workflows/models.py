@@ -167,11 +167,15 @@ class Edge(models.Model):
         return f"{self.source.key} -> {self.target.key}{label}"
 
 
+# Control actions, plus the one change the engine makes by itself.
+AUDIT_ACTIONS = [*WorkflowAction.choices, ("complete", "Completed (every lead final)")]
+
+
 class WorkflowEvent(models.Model):
     """Append-only audit of control actions: who did what, when, from which status to which."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="events")
-    action = models.CharField(max_length=16, choices=WorkflowAction.choices)
+    action = models.CharField(max_length=16, choices=AUDIT_ACTIONS)
     from_status = models.CharField(max_length=16, choices=WorkflowStatus.choices)
     to_status = models.CharField(max_length=16, choices=WorkflowStatus.choices)
     actor = models.ForeignKey(
