@@ -318,6 +318,10 @@ def validate_new_leads(workflow: Workflow, items: object) -> tuple[list[dict], l
     return clean, problems
 
 
+class MoveSerializer(serializers.Serializer):
+    node = serializers.CharField(max_length=64, help_text="the key of the node to move to")
+
+
 class HistorySerializer(serializers.ModelSerializer):
     from_node = serializers.SlugRelatedField(slug_field="key", read_only=True)
     to_node = serializers.SlugRelatedField(slug_field="key", read_only=True)

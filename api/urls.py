@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from api.views import CallViewSet, LeadViewSet, WorkflowViewSet
+from api.webhooks import CallStatusWebhook
 
 router = SimpleRouter(trailing_slash=False)
 router.register("workflows", WorkflowViewSet, basename="workflow")
@@ -11,5 +12,6 @@ router.register("calls", CallViewSet, basename="call")
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("calls/<int:pk>/status", CallStatusWebhook.as_view(), name="call-status-webhook"),
     *router.urls,
 ]

@@ -17,12 +17,13 @@ from api.serializers import (
     GraphSerializer,
     HistorySerializer,
     LeadSerializer,
+    MoveSerializer,
     WorkflowSerializer,
     graph_as_dict,
     validate_new_leads,
 )
 from calls.models import CallEvent, CallLog
-from engine import control
+from engine import control, manual
 from engine.intake import WorkflowClosed, add_leads
 from leads.counts import workflow_counts
 from leads.models import ExecutionStatus, Lead
@@ -221,6 +222,36 @@ class LeadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return _lead_queryset().filter(workflow__in=workflows_for(self.request.user))
+
+    def _manual(self, lead, act):
+        try:
+            act()
+        except manual.LeadActionRefused as exc:
+            raise Conflict(exc.detail) from None
+        except manual.UnknownNode as exc:
+            raise ValidationError({"node": exc.detail}) from None
+        return Response(LeadSerializer(self.get_queryset().get(pk=lead.pk)).data)
+
+    @extend_schema(request=None, responses=LeadSerializer)
+    @action(detail=True, methods=["post"], url_path="retry-call")
+    def retry_call(self, request, pk=None):
+        lead = self.get_object()
+        return self._manual(lead, lambda: manual.retry_call(lead, request.user))
+
+    @extend_schema(request=MoveSerializer, responses=LeadSerializer)
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        lead = self.get_object()  # 404 and 403 come before a 400 about the body
+        body = MoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        node = body.validated_data["node"]
+        return self._manual(lead, lambda: manual.move_lead(lead, node, request.user))
+
+    @extend_schema(request=None, responses=LeadSerializer)
+    @action(detail=True, methods=["post"])
+    def drop(self, request, pk=None):
+        lead = self.get_object()
+        return self._manual(lead, lambda: manual.drop_lead(lead, request.user))
 
     @extend_schema(responses=HistorySerializer(many=True))
     @action(detail=True, methods=["get"])

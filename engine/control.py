@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from engine.starting import start_pending_leads_task
+from engine.ticks import ensure_tick
 from workflows.graph import GraphReport
 from workflows.graph_store import check_graph
 from workflows.models import Edge, Node, Workflow, WorkflowEvent
@@ -100,6 +101,8 @@ def _transition(workflow_id: int, action: WorkflowAction, actor) -> Workflow:
             # Enqueued in this transaction (the task queue is a table in this database), so
             # the task exists exactly when the activation does.
             start_pending_leads_task.enqueue(workflow.pk)
+            # Resume: due releases and finished calls move on at once.
+            ensure_tick()
     return workflow
 
 

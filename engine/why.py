@@ -55,6 +55,8 @@ def explain(lead: Lead, *, has_entry: bool | None = None) -> str:
     if execution.status == ExecutionStatus.COMPLETED:
         return f"Completed: reached the converted node '{node.name}'."
     if execution.status == ExecutionStatus.DROPPED:
+        if node.type != NodeType.DROPPED:
+            return f"Dropped by a manager at '{node.name}'."
         return f"Dropped: reached the dropped node '{node.name}'."
 
     if execution.needs_review:
