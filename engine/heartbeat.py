@@ -4,13 +4,14 @@ import time
 
 from django.db.models import Count
 
+from engine.providers import redrive_stalled_calls
 from engine.starting import start_pending_leads_task
 from engine.ticks import ensure_tick
 from leads.models import Lead, LeadExecution
 from workflows.models import Workflow
 from workflows.statuses import WorkflowStatus
 
-# Looking for pending leads costs two counts per active workflow; once every half minute.
+# Looking for pending leads (two counts per active workflow) and stalled calls: every 30 s.
 _PENDING_CHECK_SECONDS = 30.0
 _last_pending_check = 0.0
 
@@ -46,3 +47,4 @@ def beat(now: float | None = None) -> None:
         _last_pending_check = current
         for workflow_id in workflows_with_pending_leads():
             start_pending_leads_task.enqueue(workflow_id)
+        redrive_stalled_calls()

@@ -162,6 +162,46 @@ def simulate_call_step(call_id: int, step: int) -> str:
             return f"step {step} queued"
 
 
+_NEXT_SIM_STEP = {
+    CallStatus.CREATED: 0,
+    CallStatus.INITIATED: 1,
+    CallStatus.RECEIVED: 1,
+    CallStatus.CONNECTED: 2,
+    CallStatus.WAITING: 2,
+}
+# An http call still `created` this long after placing: its dial task was lost.
+_DIAL_STALLED_AFTER = timedelta(minutes=5)
+
+
+def redrive_stalled_calls(limit: int = 500) -> int:
+    """Queue again the provider step of calls whose task died with a killed worker.
+
+    Otherwise such a call would stay in progress for ever, holding its lead and a slot of the
+    workflow's max_concurrent_calls. Repeating a step is harmless: the simulator's event ids
+    are fixed per step (a duplicate is a no-op), and the dialer receives the same call_id.
+    """
+    now = timezone.now()
+    sim_cutoff = now - timedelta(seconds=max(60.0, settings.DIALNEXA_SIMULATOR_DELAY * 10))
+    stalled_sim = list(
+        CallLog.objects.filter(
+            provider="simulator", status__in=list(_NEXT_SIM_STEP), updated_at__lt=sim_cutoff
+        ).values_list("pk", "status")[:limit]
+    )
+    stalled_dial = list(
+        CallLog.objects.filter(
+            provider="http", status=CallStatus.CREATED, updated_at__lt=now - _DIAL_STALLED_AFTER
+        ).values_list("pk", flat=True)[:limit]
+    )
+    for call_id, status in stalled_sim:
+        _queue_simulator_step(call_id, _NEXT_SIM_STEP[CallStatus(status)])
+    for call_id in stalled_dial:
+        dial_call.enqueue(call_id)
+    touched = [pk for pk, _ in stalled_sim] + stalled_dial
+    # Touch them so the next heartbeat does not queue them again straight away.
+    CallLog.objects.filter(pk__in=touched).update(updated_at=now)
+    return len(touched)
+
+
 # --- http dialer ---------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import socket
 import time as clock
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -287,20 +288,34 @@ def _place_or_wait(workflow, node, executions, owner, stats, now) -> None:
         stats["at_capacity"] += len(later)
 
 
+_POST_THREADS = 8
+
+
 def _handle_application(workflow, graph, node, ids, owner, stats) -> bool:
     target = graph.next_node(node)
+    if not Workflow.objects.filter(pk=workflow.pk, status__in=PROCESSING).exists():
+        release(ids, owner)  # paused since the claim: send nothing
+        return False
+    # As many requests as surely finish within half the lease, even if every one times out;
+    # the rest go back to the queue for the next batch.
+    timeout = float(node.config.get("timeout_seconds", settings.DIALNEXA_HTTP_TIMEOUT_SECONDS))
+    fits = max(1, int(settings.DIALNEXA_LEASE_SECONDS / 2 / timeout)) * _POST_THREADS
+    ids, later = ids[:fits], ids[fits:]
+    release(later, owner)
     executions = list(
         LeadExecution.objects.filter(id__in=ids, lease_owner=owner).select_related("lead")
     )
-    # The HTTP requests run outside any transaction (they may take seconds); the lease keeps
-    # other workers off these leads meanwhile.
-    attempts = {e.pk: post_lead(workflow, node, e) for e in executions}
+    # The HTTP requests run outside any transaction (they may take seconds), a few at a time;
+    # the lease keeps other workers off these leads meanwhile.
+    with ThreadPoolExecutor(max_workers=_POST_THREADS) as pool:
+        results = pool.map(lambda e: post_lead(workflow, node, e), executions)
+        attempts = {e.pk: attempt for e, attempt in zip(executions, results, strict=True)}
     now = timezone.now()
     finished = False
     with transaction.atomic():
         if not _still_processing(workflow, ids, owner):
             return False
-        held = _lock_held(ids, owner)
+        held = [e for e in _lock_held(ids, owner) if e.pk in attempts]
         ok = [e for e in held if attempts[e.pk].ok]
         if ok and target is not None:
             moved = move(
