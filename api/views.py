@@ -1,7 +1,6 @@
 """REST API v1 (SPEC 7). Thin: scope to the caller's workspaces, check the role, call the rule."""
 
-import django_filters
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -26,7 +25,8 @@ from calls.models import CallEvent, CallLog
 from engine import control, manual
 from engine.intake import WorkflowClosed, add_leads
 from leads.counts import workflow_counts
-from leads.models import ExecutionStatus, Lead
+from leads.filters import LeadFilter
+from leads.models import Lead
 from workflows.access import workflows_for
 from workflows.graph_store import check_graph, replace_graph
 from workflows.models import Membership, Role
@@ -40,31 +40,6 @@ class IdCursorPagination(CursorPagination):
     page_size = 50
     max_page_size = 500
     page_size_query_param = "page_size"
-
-
-class LeadFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ExecutionStatus.choices, method="by_status")
-    node = django_filters.CharFilter(field_name="execution__node__key")
-    needs_review = django_filters.BooleanFilter(method="by_review")
-    q = django_filters.CharFilter(method="search", help_text="name or phone contains")
-
-    class Meta:
-        model = Lead
-        fields = ["status", "node", "needs_review", "q"]
-
-    def by_status(self, queryset, name, value):
-        if value == ExecutionStatus.PENDING:
-            return queryset.filter(execution__isnull=True)
-        return queryset.filter(execution__status=value)
-
-    def by_review(self, queryset, name, value):
-        if value:
-            return queryset.filter(execution__needs_review=True)
-        # A pending lead (no execution yet) does not need review either.
-        return queryset.filter(Q(execution__isnull=True) | Q(execution__needs_review=False))
-
-    def search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(phone__contains=value))
 
 
 def _lead_queryset():

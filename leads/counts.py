@@ -25,17 +25,35 @@ def workflow_counts(workflow: Workflow) -> dict:
         Lead.objects.filter(workflow=workflow).count() - started, 0
     )
 
+    # The API's shape (SPEC 7); the dashboard reads the finer node_counts.
     nodes = {
-        key: {"active": 0, "needs_review": 0}
-        for key in Node.objects.filter(workflow=workflow)
-        .order_by("id")
-        .values_list("key", flat=True)
+        key: {"active": c["active"], "needs_review": c["needs_review"]}
+        for key, c in node_counts(workflow).items()
     }
+    return {"statuses": statuses, "nodes": nodes}
+
+
+NODE_COUNT_KEYS = ("active", "waiting_release", "waiting_call", "needs_review")
+
+
+def node_counts(workflow: Workflow) -> dict[str, dict[str, int]]:
+    """Per node key: active leads, and of those how many wait for a release time, wait for a
+    call's final status, or need review. One grouped query, no join."""
+    keys = dict(Node.objects.filter(workflow=workflow).order_by("id").values_list("id", "key"))
+    nodes = {key: dict.fromkeys(NODE_COUNT_KEYS, 0) for key in keys.values()}
     for row in (
         LeadExecution.objects.filter(workflow=workflow, status=ExecutionStatus.ACTIVE)
-        .values("node__key")
-        .annotate(active=Count("id"), needs_review=Count("id", filter=Q(needs_review=True)))
+        .values("node_id")
+        .annotate(
+            active=Count("id"),
+            waiting_release=Count("id", filter=Q(release_at__isnull=False)),
+            # A placed call clears due_at until its final status makes the lead due again.
+            waiting_call=Count(
+                "id", filter=Q(call__isnull=False, due_at__isnull=True, needs_review=False)
+            ),
+            needs_review=Count("id", filter=Q(needs_review=True)),
+        )
         .order_by()
     ):
-        nodes[row["node__key"]] = {"active": row["active"], "needs_review": row["needs_review"]}
-    return {"statuses": statuses, "nodes": nodes}
+        nodes[keys[row["node_id"]]] = {k: row[k] for k in NODE_COUNT_KEYS}
+    return nodes
