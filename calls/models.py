@@ -115,6 +115,8 @@ class CallEvent(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     # Set when this event did not change the call (late in-progress, or a conflicting final).
     ignored_reason = models.CharField(max_length=200, blank=True)
+    # How many times the provider delivered this event_id (at-least-once delivery).
+    deliveries = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["occurred_at", "id"]

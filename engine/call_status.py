@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from calls.models import CallEvent, CallLog, CallStatus
@@ -63,7 +64,9 @@ def record_call_status(call_id: int, report: StatusReport) -> Recorded:
         # Every report for one call serialises on the call's row: duplicates and races between
         # two deliveries of different events are decided one at a time.
         call = CallLog.objects.select_for_update().get(pk=call_id)
-        if CallEvent.objects.filter(call=call, event_id=report.event_id).exists():
+        if CallEvent.objects.filter(call=call, event_id=report.event_id).update(
+            deliveries=F("deliveries") + 1
+        ):
             return Recorded("duplicate", call)
         current = CallStatus(call.status)
         new = CallStatus(report.status)
