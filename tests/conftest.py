@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -67,3 +69,26 @@ def anon_api():
 @pytest.fixture
 def workflow(workspace):
     return WorkflowFactory(workspace=workspace, name="Spring campaign")
+
+
+# --- browser tests (Playwright driving Debian's Chromium) -------------------------------------
+
+# live_server runs Django in a thread while Playwright's sync API owns an event loop.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
