@@ -168,6 +168,9 @@ DIALNEXA_DEMO_PASSWORD = env_str("DIALNEXA_DEMO_PASSWORD", "dialnexa-demo")
 # a few dozen statements, small enough that one transaction never holds locks for long.
 DIALNEXA_START_CHUNK = env_int("DIALNEXA_START_CHUNK", 20_000)
 DIALNEXA_DEFAULT_REGION = env_str("DIALNEXA_DEFAULT_REGION", "US")
+DIALNEXA_MAX_UPLOAD_BYTES = env_int("DIALNEXA_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DIALNEXA_FROM_NUMBER = env_str("DIALNEXA_FROM_NUMBER", "+14155550100")
 # Engine: executions claimed per batch, how long a claim lasts before another worker may take
 # it over, how long one tick task works before handing over, how often each worker checks

@@ -227,9 +227,18 @@ def dial_call(call_id: int) -> str:
             settings.DIALNEXA_DIALER_URL, payload, settings.DIALNEXA_HTTP_TIMEOUT_SECONDS
         )
         if last.ok:
+            # The dialer accepted the call: it is initiated, so it is never dialled again.
             provider_call_id = str((last.answer or {}).get("provider_call_id") or "")[:128]
-            if provider_call_id:
-                CallLog.objects.filter(pk=call.pk).update(provider_call_id=provider_call_id)
+            record_call_status(
+                call.pk,
+                StatusReport(
+                    event_id=f"dial-accepted-{call.pk}",
+                    status=CallStatus.INITIATED,
+                    occurred_at=timezone.now(),
+                    provider_call_id=provider_call_id or None,
+                    payload={"dial_http_status": last.http_status},
+                ),
+            )
             return f"dialled (HTTP {last.http_status})"
         if attempt + 1 < attempts:
             time.sleep(settings.DIALNEXA_HTTP_BACKOFF_SECONDS * (2**attempt))

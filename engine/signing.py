@@ -5,11 +5,13 @@ Header `X-DialNexa-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.
 
 import hashlib
 import hmac
+import re
 import time
 
 from django.conf import settings
 
 HEADER = "X-DialNexa-Signature"
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 TOLERANCE_SECONDS = 300
 
 
@@ -34,6 +36,8 @@ def verify(header: str | None, body: bytes, *, now: float | None = None) -> None
         given = parts["v1"]
     except (KeyError, ValueError):
         raise BadSignature(f"malformed {HEADER} header (want t=<unix seconds>,v1=<hex>)") from None
+    if not _HEX_DIGEST.fullmatch(given):
+        raise BadSignature("malformed signature: v1 must be 64 hexadecimal digits")
     current = time.time() if now is None else now
     if abs(current - t) > TOLERANCE_SECONDS:
         raise BadSignature("signature timestamp is more than 5 minutes away from now")

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tasks import task
 
+from engine.sweep import complete_if_done
 from engine.ticks import ensure_tick
 from leads.models import ExecutionStatus, Lead, LeadExecution, LeadTransition, TransitionReason
 from workflows.models import Node, Workflow
@@ -98,6 +99,9 @@ def start_pending_leads(workflow_id: int, chunk: int | None = None) -> int:
     if started:
         log.info("workflow %s: started %s lead(s) at %s", workflow_id, started, entry.key)
         ensure_tick()
+    else:
+        # Resumed with nothing left to do (say, the last lead was dropped while paused).
+        complete_if_done(workflow_id)
     return started
 
 

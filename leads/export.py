@@ -40,6 +40,11 @@ class _Echo:
         return value
 
 
+def csv_line_writer():
+    """A csv writer whose writerow returns the line, for streaming responses."""
+    return csv.writer(_Echo())
+
+
 def _with_last_call(queryset: QuerySet) -> QuerySet:
     last = CallLog.objects.filter(lead=OuterRef("pk")).order_by("-id")
     return queryset.select_related("execution", "execution__node").annotate(
@@ -53,7 +58,7 @@ def stream_leads_csv(
     queryset: QuerySet, *, field_names: list[str], chunk: int = 2000
 ) -> Iterator[str]:
     """Rows of the filtered leads: lead fields, execution, last call and post-call fields."""
-    writer = csv.writer(_Echo())
+    writer = csv_line_writer()
     post_call_names = ["post_call_summary", "post_call_sentiment", "post_call_extracted"]
     yield writer.writerow(BASE_COLUMNS + [f"field_{n}" for n in field_names] + post_call_names)
     after = 0

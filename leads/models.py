@@ -49,6 +49,9 @@ class LeadFile(models.Model):
     rows_imported = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    encoding = models.CharField(max_length=16, blank=True)
+    columns = models.JSONField(default=list, blank=True)  # the file's header row
+    delimiter = models.CharField(max_length=4, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -60,6 +63,27 @@ class LeadFile(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+
+class LeadFileRejection(models.Model):
+    """One rejected row of a lead file: its row number (the header is row 1), values, reason."""
+
+    lead_file = models.ForeignKey(LeadFile, on_delete=models.CASCADE, related_name="rejections")
+    row_number = models.PositiveIntegerField()
+    values = models.JSONField(default=list)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["row_number"]
+        constraints = [
+            # A re-run after a crash cannot report a row twice.
+            models.UniqueConstraint(
+                fields=["lead_file", "row_number"], name="one_rejection_per_row"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.reason}"
 
 
 class Lead(models.Model):
