@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from calls.models import CallEvent, CallLog
 from engine.why import explain
-from leads.models import ExecutionStatus, Lead, LeadTransition
+from leads.models import ExecutionStatus, Lead, LeadFile, LeadTransition
 from leads.phones import InvalidPhone, normalize_phone
 from workflows.graph import EdgeSpec, NodeSpec, config_errors
 from workflows.models import ALL_DAYS, Workflow, validate_timezone
@@ -316,6 +316,31 @@ def validate_new_leads(workflow: Workflow, items: object) -> tuple[list[dict], l
             )
     problems.sort(key=lambda p: (p["index"] is None, p["index"] or 0))
     return clean, problems
+
+
+class LeadFileSerializer(serializers.ModelSerializer):
+    workflow_id = serializers.IntegerField(read_only=True)
+    errors_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LeadFile
+        fields = [
+            "id",
+            "workflow_id",
+            "original_name",
+            "status",
+            "rows_total",
+            "rows_processed",
+            "rows_imported",
+            "rows_rejected",
+            "error",
+            "errors_url",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_errors_url(self, lead_file: LeadFile) -> str:
+        return f"/v1/lead-files/{lead_file.pk}/errors.csv"
 
 
 class MoveSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -15,6 +16,7 @@ from api.serializers import (
     CallSerializer,
     GraphSerializer,
     HistorySerializer,
+    LeadFileSerializer,
     LeadSerializer,
     MoveSerializer,
     WorkflowSerializer,
@@ -24,9 +26,12 @@ from api.serializers import (
 from calls.models import CallEvent, CallLog
 from engine import control, manual
 from engine.intake import WorkflowClosed, add_leads
+from engine.lead_files import FileTooLarge, accept_upload
 from leads.counts import workflow_counts
+from leads.export import csv_response, field_names_of, stream_leads_csv
 from leads.filters import LeadFilter
-from leads.models import Lead
+from leads.models import Lead, LeadFile
+from leads.rejections import stream_rejections_csv
 from workflows.access import workflows_for
 from workflows.graph_store import check_graph, replace_graph
 from workflows.models import Membership, Role
@@ -148,6 +153,44 @@ class WorkflowViewSet(viewsets.ModelViewSet):
     def counts(self, request, pk=None):
         return Response(workflow_counts(self.get_object()))
 
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
+        responses={202: LeadFileSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="lead-files", parser_classes=[MultiPartParser])
+    def lead_files(self, request, pk=None):
+        workflow = self.get_object()
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": "attach the CSV as the multipart field 'file'"})
+        try:
+            lead_file = accept_upload(workflow.pk, upload, request.user)
+        except FileTooLarge as exc:
+            raise ValidationError({"error": "file_too_large", "detail": exc.detail}) from None
+        except WorkflowClosed as exc:
+            raise Conflict(exc.detail) from None
+        return Response(LeadFileSerializer(lead_file).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={(200, "text/csv"): str})
+    @action(detail=True, methods=["get"], url_path="leads.csv")
+    def leads_csv(self, request, pk=None):
+        workflow = self.get_object()
+        filters = LeadFilter(request.query_params, queryset=Lead.objects.filter(workflow=workflow))
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        return csv_response(
+            stream_leads_csv(
+                filters.qs.order_by(),
+                field_names=field_names_of(Lead.objects.filter(workflow=workflow)),
+            ),
+            f"workflow-{workflow.pk}-leads.csv",
+        )
+
     @extend_schema(request=LeadSerializer(many=True), responses=LeadSerializer(many=True))
     @action(detail=True, methods=["get", "post"])
     def leads(self, request, pk=None):
@@ -234,6 +277,22 @@ class LeadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         lead = self.get_object()
         rows = lead.transitions.select_related("from_node", "to_node", "actor").order_by("id")
         return Response(HistorySerializer(rows, many=True).data)
+
+
+class LeadFileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = LeadFileSerializer
+    permission_classes = [IsAuthenticated, ManagersWrite]
+
+    def get_queryset(self):
+        return LeadFile.objects.filter(workflow__in=workflows_for(self.request.user))
+
+    @extend_schema(responses={(200, "text/csv"): str})
+    @action(detail=True, methods=["get"], url_path="errors.csv")
+    def errors_csv(self, request, pk=None):
+        lead_file = self.get_object()
+        return csv_response(
+            stream_rejections_csv(lead_file), f"lead-file-{lead_file.pk}-errors.csv"
+        )
 
 
 class CallViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

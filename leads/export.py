@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import StreamingHttpResponse
 
 from calls.models import CallLog
 
@@ -38,6 +39,12 @@ def neutralise(value: object) -> str:
 class _Echo:
     def write(self, value: str) -> str:
         return value
+
+
+def csv_response(lines: Iterator[str], filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def csv_line_writer():

@@ -184,7 +184,7 @@ def check_rows(
         if isinstance(phone, tuple):
             rejected.append((number, row, phone[0]))
         elif phone in first_row:
-            rejected.append((number, row, f"{phone} repeats row {first_row[phone]}"))
+            rejected.append((number, row, f"duplicate: {phone} repeats row {first_row[phone]}"))
         else:
             first_row[phone] = number
             good.append((number, phone, name, fields, row))
@@ -248,14 +248,14 @@ def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> 
                     if existing[phone] == lead_file.pk
                     else "is already a lead of this workflow"
                 )
-                rejected.append((number, row, f"{phone} {why}"))
+                rejected.append((number, row, f"duplicate: {phone} {why}"))
             else:
                 fresh.append(item)
         insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
         inserted = insert(lead_file, fresh, now) if fresh else set()
         # A lead added meanwhile by someone else (between the check and the insert).
         rejected += [
-            (n, row, f"{p} is already a lead of this workflow")
+            (n, row, f"duplicate: {p} is already a lead of this workflow")
             for n, p, _name, _f, row in fresh
             if p not in inserted
         ]

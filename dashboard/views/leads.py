@@ -2,8 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -16,11 +15,14 @@ from dashboard.access import (
 )
 from dashboard.forms import MoveLeadForm
 from engine import manual
+from engine.intake import WorkflowClosed
+from engine.lead_files import FileTooLarge, accept_upload
 from engine.why import explain
-from leads.export import field_names_of, stream_leads_csv
+from leads.export import csv_response, field_names_of, stream_leads_csv
 from leads.filters import LeadFilter
-from leads.models import Lead
-from workflows.access import can_act
+from leads.models import Lead, LeadFile, LeadFileStatus
+from leads.rejections import stream_rejections_csv
+from workflows.access import can_act, workflows_for
 from workflows.statuses import NodeType
 
 PAGE_SIZE = 50
@@ -91,11 +93,10 @@ def workflow_leads_csv(request, pk: int):
     filters = _filtered(request, workflow)
     queryset = filters.qs if filters.is_valid() else Lead.objects.none()
     names = field_names_of(Lead.objects.filter(workflow=workflow))
-    response = StreamingHttpResponse(
-        stream_leads_csv(queryset.order_by(), field_names=names), content_type="text/csv"
+    return csv_response(
+        stream_leads_csv(queryset.order_by(), field_names=names),
+        f"workflow-{workflow.pk}-leads.csv",
     )
-    response["Content-Disposition"] = f'attachment; filename="workflow-{workflow.pk}-leads.csv"'
-    return response
 
 
 _BULK = {
@@ -178,3 +179,54 @@ def lead_action(request, pk: int, action: str):
     except (manual.LeadActionRefused, manual.UnknownNode) as exc:
         messages.error(request, exc.detail)
     return redirect("lead-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def lead_file_upload(request, pk: int):
+    workflow = workflow_for_manager(request, pk)
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose a CSV file to upload.")
+        return redirect("workflow-leads", pk=pk)
+    try:
+        lead_file = accept_upload(workflow.pk, upload, request.user)
+    except (FileTooLarge, WorkflowClosed) as exc:
+        messages.error(request, exc.detail)
+        return redirect("workflow-leads", pk=pk)
+    return redirect("lead-file-detail", pk=lead_file.pk)
+
+
+def _lead_file_for_reader(request, pk: int) -> LeadFile:
+    return get_object_or_404(
+        LeadFile.objects.filter(workflow__in=workflows_for(request.user)).select_related(
+            "workflow"
+        ),
+        pk=pk,
+    )
+
+
+@login_required
+@require_GET
+def lead_file_detail(request, pk: int):
+    """The upload's progress bar (polled by htmx until the import ends), then its summary."""
+    lead_file = _lead_file_for_reader(request, pk)
+    context = {
+        "lead_file": lead_file,
+        "workflow": lead_file.workflow,
+        "finished": lead_file.status not in (LeadFileStatus.UPLOADED, LeadFileStatus.PROCESSING),
+        "percent": int(100 * lead_file.rows_processed / lead_file.rows_total)
+        if lead_file.rows_total
+        else 0,
+        "rejections": lead_file.rejections.order_by("row_number")[:20],
+    }
+    if request.htmx:
+        return render(request, "dashboard/lead_file.html#progress", context)
+    return render(request, "dashboard/lead_file.html", context)
+
+
+@login_required
+@require_GET
+def lead_file_errors(request, pk: int):
+    lead_file = _lead_file_for_reader(request, pk)
+    return csv_response(stream_rejections_csv(lead_file), f"lead-file-{lead_file.pk}-errors.csv")
