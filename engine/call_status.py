@@ -51,6 +51,8 @@ class Recorded:
 
 def _ignored_reason(current: CallStatus, new: CallStatus) -> str:
     if current.is_final and new.is_final:
+        if new is current:
+            return f"repeated final status, new event id: the call already ended {current.value}"
         return f"conflicting final status: the call already ended {current.value}"
     if current.is_final:
         return f"in-progress status after the final status {current.value}"

@@ -188,7 +188,7 @@ def _history_for_group(ids, from_node, to_node, reason, sentence, metadata, acto
         sentence,
         json.dumps(metadata),
         actor.pk if actor is not None else None,
-        now,
+        connection.ops.adapt_datetimefield_value(now),
         *ids,
     ]
     with connection.cursor() as cursor:

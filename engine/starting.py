@@ -81,7 +81,8 @@ def start_pending_leads(workflow_id: int, chunk: int | None = None) -> int:
                 "after": after,
                 # Past the last lead: the final, partial chunk takes everything that is left.
                 "upto": upto if not last_chunk else 2**62,
-                "now": timezone.now(),
+                # Adapted as Django stores it (SQLite keeps datetimes as text without offset).
+                "now": connection.ops.adapt_datetimefield_value(timezone.now()),
                 "entry": entry.pk,
                 "status": ExecutionStatus.ACTIVE.value,
                 "false": False,

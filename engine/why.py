@@ -67,6 +67,13 @@ def explain(lead: Lead, *, has_entry: bool | None = None) -> str:
     call = execution.call
     if node.type == NodeType.VOICE_CALL and call is not None:
         call_status = CallStatus(call.status)
+        if call_status.is_final and call.routed_at is None:
+            if status is WorkflowStatus.PAUSED:
+                return (
+                    f"Waiting at '{node.name}': call {call.pk} ended {call_status.value}; the "
+                    "workflow is paused, so the lead moves on when it is resumed."
+                )
+            return f"At '{node.name}': call {call.pk} ended {call_status.value}; routing the lead."
         if not call_status.is_final:
             waiting = (
                 f"Waiting at '{node.name}' for a final status of call {call.pk} "
