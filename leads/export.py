@@ -52,9 +52,11 @@ def csv_line_writer():
     return csv.writer(_Echo())
 
 
-def _with_last_call(queryset: QuerySet) -> QuerySet:
+def with_last_call(queryset: QuerySet) -> QuerySet:
+    """Annotate each lead with its latest call (id, status, end_reason, post-call fields)."""
     last = CallLog.objects.filter(lead=OuterRef("pk")).order_by("-id")
     return queryset.select_related("execution", "execution__node").annotate(
+        last_call_id=Subquery(last.values("id")[:1]),
         last_call_status=Subquery(last.values("status")[:1]),
         last_call_end_reason=Subquery(last.values("end_reason")[:1]),
         last_call_post_call=Subquery(last.values("post_call")[:1]),
@@ -69,7 +71,7 @@ def stream_leads_csv(
     post_call_names = ["post_call_summary", "post_call_sentiment", "post_call_extracted"]
     yield writer.writerow(BASE_COLUMNS + [f"field_{n}" for n in field_names] + post_call_names)
     after = 0
-    rows = _with_last_call(queryset).order_by("id")
+    rows = with_last_call(queryset).order_by("id")
     while True:
         page = list(rows.filter(id__gt=after)[:chunk])
         if not page:

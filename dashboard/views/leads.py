@@ -18,7 +18,7 @@ from engine import manual
 from engine.intake import WorkflowClosed
 from engine.lead_files import FileTooLarge, accept_upload
 from engine.why import explain
-from leads.export import csv_response, field_names_of, stream_leads_csv
+from leads.export import csv_response, field_names_of, stream_leads_csv, with_last_call
 from leads.filters import LeadFilter
 from leads.models import Lead, LeadFile, LeadFileStatus
 from leads.rejections import stream_rejections_csv
@@ -50,7 +50,7 @@ def _leads_page(request, workflow) -> dict:
         page_qs = queryset.filter(**cursor_filter)
     else:
         page_qs = queryset
-    rows = list(page_qs.order_by(order)[: PAGE_SIZE + 1])
+    rows = list(with_last_call(page_qs).order_by(order)[: PAGE_SIZE + 1])
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     bounded = queryset.order_by()[: COUNT_LIMIT + 1].count()

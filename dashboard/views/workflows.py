@@ -206,6 +206,7 @@ def workflow_action(request, pk: int, action: str):
             "problems": problems,
             "warnings": warnings,
             "done": "" if refused else action,
+            "oob": True,
         }
     )
     return render(request, "dashboard/_workflow_header.html", context)
