@@ -62,7 +62,11 @@ class WorkflowSettingsForm(forms.ModelForm):
 class NodeForm(forms.Form):
     """One form for every node type; the fields a type does not use are ignored."""
 
-    key = forms.SlugField(max_length=64, help_text="lowercase letters, digits, - and _")
+    key = forms.RegexField(
+        r"^[a-z0-9][a-z0-9_-]*$",
+        max_length=64,
+        help_text="lowercase letters, digits, - and _, starting with a letter or digit",
+    )
     name = forms.CharField(max_length=200)
     type = forms.ChoiceField(choices=NodeType.choices)
     delay_seconds = forms.IntegerField(

@@ -9,6 +9,7 @@ from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -27,7 +28,7 @@ from workflows.statuses import WorkflowAction, WorkflowStatus
 
 class WorkflowFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
-        choices=[(s.value, s.label) for s in WorkflowStatus if s is not WorkflowStatus.RUNNING],
+        choices=WorkflowStatus.choices,
         method="by_status",
         empty_label="Any status",
     )
@@ -38,7 +39,7 @@ class WorkflowFilter(django_filters.FilterSet):
 
     def by_status(self, queryset, name, value):
         # Legacy running is listed with active.
-        if value == WorkflowStatus.ACTIVE:
+        if value in (WorkflowStatus.ACTIVE, WorkflowStatus.RUNNING):
             return queryset.filter(status__in=[WorkflowStatus.ACTIVE, WorkflowStatus.RUNNING])
         return queryset.filter(status=value)
 
@@ -197,7 +198,11 @@ def workflow_action(request, pk: int, action: str):
             )
         else:
             messages.success(request, f"Workflow is now {workflow.display_status.label.lower()}.")
-        return redirect(request.POST.get("next") or reverse("workflow-detail", args=[pk]))
+        wanted = request.POST.get("next", "")
+        safe = url_has_allowed_host_and_scheme(
+            wanted, {request.get_host()}, require_https=request.is_secure()
+        )
+        return redirect(wanted if safe else reverse("workflow-detail", args=[pk]))
     workflow.refresh_from_db()
     context = _page_context(request, workflow, tab)
     context.update(
