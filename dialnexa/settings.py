@@ -148,6 +148,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "DialNexa workflows API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`: name each enum after its own status type.
+    "ENUM_NAME_OVERRIDES": {
+        "WorkflowStatusEnum": "workflows.statuses.WorkflowStatus",
+        "ExecutionStatusEnum": "leads.models.ExecutionStatus",
+        "LeadFileStatusEnum": "leads.models.LeadFileStatus",
+        "CallStatusEnum": "calls.models.CallStatus",
+    },
 }
 
 TASKS = {

@@ -31,6 +31,8 @@ _LEAKY = (
     "ALLOWED_HOSTS",
     "SECURE_SSL_REDIRECT",
     "SECURE_HSTS_SECONDS",
+    # Set by tests/conftest.py for the browser tests; never set in a deployment.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 )
 
 
