@@ -182,7 +182,7 @@ DIALNEXA_FROM_NUMBER = env_str("DIALNEXA_FROM_NUMBER", "+14155550100")
 # Engine: executions claimed per batch, how long a claim lasts before another worker may take
 # it over, how long one tick task works before handing over, how often each worker checks
 # that a tick is queued.
-DIALNEXA_BATCH_SIZE = env_int("DIALNEXA_BATCH_SIZE", 1000)
+DIALNEXA_BATCH_SIZE = env_int("DIALNEXA_BATCH_SIZE", 5000)
 DIALNEXA_LEASE_SECONDS = env_float("DIALNEXA_LEASE_SECONDS", 60.0)
 DIALNEXA_TICK_SECONDS = env_float("DIALNEXA_TICK_SECONDS", 10.0)
 DIALNEXA_HEARTBEAT_SECONDS = env_float("DIALNEXA_HEARTBEAT_SECONDS", 2.0)

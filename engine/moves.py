@@ -167,10 +167,12 @@ def move(
     return [Moved(pk, lead_id) for pk, lead_id in locked]
 
 
+# Rows that just arrived at the target (node and entry instant): exactly the ones moved.
 _HISTORY_FROM_EXECUTIONS = """
 INSERT INTO {transition} (lead_id, from_node_id, to_node_id, reason, message, metadata,
                           actor_id, created_at)
-SELECT lead_id, %s, %s, %s, %s, %s, %s, %s FROM {execution} WHERE id IN ({ids})
+SELECT lead_id, %s, %s, %s, %s, %s, %s, %s FROM {execution}
+WHERE id IN ({ids}) AND node_id = %s AND entered_at = %s
 """
 
 
@@ -190,9 +192,33 @@ def _history_for_group(ids, from_node, to_node, reason, sentence, metadata, acto
         actor.pk if actor is not None else None,
         connection.ops.adapt_datetimefield_value(now),
         *ids,
+        to_node.pk,
+        connection.ops.adapt_datetimefield_value(now),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def move_ids(
+    ids: list[int],
+    *,
+    workflow: Workflow,
+    from_node: Node,
+    to_node: Node,
+    reason: TransitionReason,
+    message: str,
+    now: datetime,
+) -> int:
+    """Move executions this transaction has already locked (the sweep's claim): one UPDATE and
+    one INSERT ... SELECT of history, whatever the number of leads. Returns how many moved."""
+    fields = arrival_fields(to_node, workflow, now)
+    moved = LeadExecution.objects.filter(
+        pk__in=ids, node=from_node, status=ExecutionStatus.ACTIVE
+    ).update(**fields)
+    if moved:
+        sentence = f"{message} {arrival_sentence(to_node, fields, workflow)}"
+        _history_for_group(ids, from_node, to_node, reason, sentence, {}, None, now)
+    return moved
 
 
 def hold_for_review(

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from calls.models import IN_PROGRESS_CALL_STATUSES, CallLog, CallStatus
 from engine.integrations import Attempt, post_lead
-from engine.moves import Graph, hold_for_review, lock_workflow_for_moves, move
+from engine.moves import Graph, hold_for_review, lock_workflow_for_moves, move, move_ids
 from engine.providers import place_calls
 from engine.ticks import ensure_tick
 from leads.models import ExecutionStatus, Lead, LeadExecution, TransitionReason
@@ -39,29 +39,100 @@ def new_owner() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _due(now, limit: int):
+    """Due, unleased executions of processing workflows, locked for this transaction.
+
+    Ordered and SKIP LOCKED: concurrent workers take disjoint batches without waiting for each
+    other. The processing workflows are looked up first (a handful) so that the scan walks the
+    partial (due_at, id) index and stops after `limit` rows, with no join.
+    """
+    processing = list(Workflow.objects.filter(status__in=PROCESSING).values_list("id", flat=True))
+    return (
+        LeadExecution.objects.filter(
+            status=ExecutionStatus.ACTIVE, due_at__lte=now, workflow_id__in=processing
+        )
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        .order_by("due_at", "id")
+        .select_for_update(skip_locked=True, of=("self",))[:limit]
+    )
+
+
+def _lease(ids: list[int], owner: str, now) -> None:
+    LeadExecution.objects.filter(id__in=ids).update(
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=settings.DIALNEXA_LEASE_SECONDS),
+    )
+
+
 def claim(owner: str, limit: int) -> list[int]:
     """Lease up to `limit` due executions of processing workflows to `owner`."""
     now = timezone.now()
     with transaction.atomic():
-        due = (
-            LeadExecution.objects.filter(
-                status=ExecutionStatus.ACTIVE,
-                due_at__lte=now,
-                workflow__status__in=PROCESSING,
-            )
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-            .order_by("due_at", "id")
-            # Ordered and SKIP LOCKED: concurrent workers take disjoint batches without
-            # waiting for each other; `of` keeps the workflow rows unlocked.
-            .select_for_update(skip_locked=True, of=("self",))
-        )
-        ids = list(due.values_list("id", flat=True)[:limit])
+        ids = list(_due(now, limit).values_list("id", flat=True))
         if ids:
-            LeadExecution.objects.filter(id__in=ids).update(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=settings.DIALNEXA_LEASE_SECONDS),
-            )
+            _lease(ids, owner, now)
     return ids
+
+
+# Nodes whose move needs nothing from outside the database: moved inside the claiming
+# transaction itself, with no lease (the row locks are enough) — the hot path of a sweep.
+_INSTANT = (NodeType.ENTRY, NodeType.TIME)
+_INSTANT_REASONS = {
+    NodeType.ENTRY: (TransitionReason.MOVED, "Left the entry node '{name}'."),
+    NodeType.TIME: (TransitionReason.RELEASED, "Released by '{name}'."),
+}
+
+
+def claim_and_move(owner: str, limit: int, graphs: dict[int, Graph]) -> tuple[int, dict, list]:
+    """Claim up to `limit` due executions; move the entry and time-node ones at once, lease the
+    others to `owner` for `process`. Returns (claimed, stats, leased ids, finished workflows).
+    """
+    now = timezone.now()
+    stats: dict[str, int] = defaultdict(int)
+    finished: set[int] = set()
+    with transaction.atomic():
+        rows = list(_due(now, limit).values_list("id", "workflow_id", "node_id"))
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for pk, workflow_id, node_id in rows:
+            groups[(workflow_id, node_id)].append(pk)
+        leased: list[int] = []
+        workflows: dict[int, Workflow | None] = {}
+        for (workflow_id, node_id), ids in groups.items():
+            if workflow_id not in workflows:
+                status = lock_workflow_for_moves(workflow_id)
+                workflows[workflow_id] = (
+                    Workflow.objects.get(pk=workflow_id)
+                    if status is not None and status.processes_leads
+                    else None
+                )
+            workflow = workflows[workflow_id]
+            if workflow is None:
+                continue  # paused or cancelled since the scan began: leave them due
+            graph = graphs.get(workflow_id) or graphs.setdefault(
+                workflow_id, Graph.load(workflow_id)
+            )
+            node = graph.nodes[node_id]
+            node_type = NodeType(node.type)
+            target = graph.next_node(node)
+            if node_type not in _INSTANT or target is None:
+                leased += ids
+                continue
+            reason, message = _INSTANT_REASONS[node_type]
+            moved = move_ids(
+                ids,
+                workflow=workflow,
+                from_node=node,
+                to_node=target,
+                reason=reason,
+                message=message.format(name=node.name),
+                now=now,
+            )
+            stats["moved"] += moved
+            if moved and NodeType(target.type).is_terminal:
+                finished.add(workflow_id)
+        if leased:
+            _lease(leased, owner, now)
+    return len(rows), dict(stats), leased, finished
 
 
 def release(ids: list[int], owner: str, **changes) -> None:
@@ -296,12 +367,17 @@ def _handle_application(workflow, graph, node, ids, owner, stats) -> bool:
     if not Workflow.objects.filter(pk=workflow.pk, status__in=PROCESSING).exists():
         release(ids, owner)  # paused since the claim: send nothing
         return False
-    # As many requests as surely finish within half the lease, even if every one times out;
-    # the rest go back to the queue for the next batch.
+    # At most a lease's worth of requests (8 at a time) per batch; the rest go back to the
+    # queue. The lease is then stretched to cover every request timing out, so a slow
+    # integration is never claimed and POSTed again by a second worker mid-request.
     timeout = float(node.config.get("timeout_seconds", settings.DIALNEXA_HTTP_TIMEOUT_SECONDS))
-    fits = max(1, int(settings.DIALNEXA_LEASE_SECONDS / 2 / timeout)) * _POST_THREADS
+    fits = max(1, int(settings.DIALNEXA_LEASE_SECONDS / timeout)) * _POST_THREADS
     ids, later = ids[:fits], ids[fits:]
     release(later, owner)
+    rounds = -(-len(ids) // _POST_THREADS)
+    LeadExecution.objects.filter(id__in=ids, lease_owner=owner).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=rounds * timeout + 5)
+    )
     executions = list(
         LeadExecution.objects.filter(id__in=ids, lease_owner=owner).select_related("lead")
     )
@@ -434,14 +510,21 @@ def run_tick(budget_seconds: float | None = None, batch_size: int | None = None)
     owner = new_owner()
     started = clock.monotonic()
     totals: dict[str, int] = defaultdict(int)
+    graphs: dict[int, Graph] = {}  # a non-draft workflow's graph never changes
     while clock.monotonic() - started < budget:
-        ids = claim(owner, size)
-        if not ids:
+        claimed, stats, leased, finished = claim_and_move(owner, size, graphs)
+        if not claimed:
             break
-        if len(ids) == size:
+        if claimed == size:
             # More is probably due: let an idle worker start on it in parallel.
             ensure_tick()
-        for key, value in process(ids, owner).items():
+        for workflow_id in finished:
+            complete_if_done(workflow_id)
+        if leased:
+            stats = {**stats}
+            for key, value in process(leased, owner).items():
+                stats[key] = stats.get(key, 0) + value
+        for key, value in stats.items():
             totals[key] += value
         totals["batches"] += 1
     else:
