@@ -214,29 +214,11 @@ def _advance(workflow, graph, node, ids, owner, stats, reason, message) -> bool:
     return NodeType(target.type).is_terminal and bool(moved)
 
 
-def _handle_entry(workflow, graph, node, ids, owner, stats) -> bool:
+def _handle_instant(workflow, graph, node, ids, owner, stats) -> bool:
+    """Entry and time nodes claimed by `claim` (the fast path moves them in claim_and_move)."""
+    reason, message = _INSTANT_REASONS[NodeType(node.type)]
     return _advance(
-        workflow,
-        graph,
-        node,
-        ids,
-        owner,
-        stats,
-        TransitionReason.MOVED,
-        f"Left the entry node '{node.name}'.",
-    )
-
-
-def _handle_time(workflow, graph, node, ids, owner, stats) -> bool:
-    return _advance(
-        workflow,
-        graph,
-        node,
-        ids,
-        owner,
-        stats,
-        TransitionReason.RELEASED,
-        f"Released by '{node.name}'.",
+        workflow, graph, node, ids, owner, stats, reason, message.format(name=node.name)
     )
 
 
@@ -448,8 +430,8 @@ def _handle_terminal(workflow, graph, node, ids, owner, stats) -> bool:
 
 
 _HANDLERS = {
-    NodeType.ENTRY: _handle_entry,
-    NodeType.TIME: _handle_time,
+    NodeType.ENTRY: _handle_instant,
+    NodeType.TIME: _handle_instant,
     NodeType.VOICE_CALL: _handle_voice_call,
     NodeType.APPLICATION: _handle_application,
     NodeType.CONVERTED: _handle_terminal,
