@@ -8,10 +8,12 @@ from rest_framework.exceptions import MethodNotAllowed, PermissionDenied, Valida
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from api.errors import Conflict
 from api.permissions import ManagersWrite
+from api.renderers import CSVRenderer
 from api.serializers import (
     CallSerializer,
     GraphSerializer,
@@ -177,7 +179,12 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         return Response(LeadFileSerializer(lead_file).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={(200, "text/csv"): str})
-    @action(detail=True, methods=["get"], url_path="leads.csv")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="leads.csv",
+        renderer_classes=[JSONRenderer, CSVRenderer],
+    )
     def leads_csv(self, request, pk=None):
         workflow = self.get_object()
         filters = LeadFilter(request.query_params, queryset=Lead.objects.filter(workflow=workflow))
@@ -287,7 +294,12 @@ class LeadFileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         return LeadFile.objects.filter(workflow__in=workflows_for(self.request.user))
 
     @extend_schema(responses={(200, "text/csv"): str})
-    @action(detail=True, methods=["get"], url_path="errors.csv")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="errors.csv",
+        renderer_classes=[JSONRenderer, CSVRenderer],
+    )
     def errors_csv(self, request, pk=None):
         lead_file = self.get_object()
         return csv_response(

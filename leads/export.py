@@ -32,7 +32,13 @@ BASE_COLUMNS = [
 
 
 def neutralise(value: object) -> str:
-    text = "" if value is None else str(value)
+    """A cell's text, safe to open in a spreadsheet (structured values as JSON)."""
+    if value is None:
+        text = ""
+    elif isinstance(value, dict | list | bool):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 

@@ -68,22 +68,30 @@ class Layout:
 
 
 def _detect_encoding(path: str) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes, else Latin-1."""
+    """UTF-8 (with or without BOM) when the whole file decodes, else Latin-1.
+
+    Reads the whole file once (in 1 MB chunks): a NUL byte anywhere means it is not text.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
+    encoding = "utf-8-sig"
     with open(path, "rb") as raw:
         head = raw.read(_SAMPLE)
-        if b"\x00" in head:
-            raise FileProblem("This is not a CSV file: it contains binary data.")
         if not head.strip():
             raise FileProblem("The file is empty.")
+        for chunk in (head, *iter(lambda: raw.read(1 << 20), b"")):
+            if b"\x00" in chunk:
+                raise FileProblem("This is not a CSV file: it contains binary data.")
+            if encoding == "utf-8-sig":
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    encoding = "latin-1"
+    if encoding == "utf-8-sig":
         try:
-            decoder.decode(head)
-            for chunk in iter(lambda: raw.read(1 << 20), b""):
-                decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8-sig"
+            encoding = "latin-1"
+    return encoding
 
 
 def read_layout(path: str) -> Layout:
@@ -141,6 +149,14 @@ def check_rows(
 ) -> Checked:
     """Per-row validation, except duplicates against the database."""
     width = len(layout.header)
+    limits = [
+        MAX_NAME
+        if i == layout.name_index
+        else MAX_PHONE_TEXT
+        if i == layout.phone_index
+        else MAX_VALUE
+        for i in range(width)
+    ]
     rejected, candidates = [], []
     for number, row in rows:
         if not any(cell.strip() for cell in row):
@@ -153,14 +169,6 @@ def check_rows(
             continue
         cells = [c.strip() for c in row] + [""] * (width - len(row))
         name = cells[layout.name_index] if layout.name_index is not None else ""
-        limits = [
-            MAX_NAME
-            if i == layout.name_index
-            else MAX_PHONE_TEXT
-            if i == layout.phone_index
-            else MAX_VALUE
-            for i in range(width)
-        ]
         too_long = next((i for i, c in enumerate(cells) if len(c) > limits[i]), None)
         if too_long is not None:
             column = layout.header[too_long] or f"column {too_long + 1}"
@@ -193,25 +201,37 @@ def check_rows(
 
 
 def _insert_postgresql(lead_file: LeadFile, good, now) -> set[str]:
-    """COPY the batch into a temporary table, then insert what is not a duplicate."""
+    """COPY the batch into a temporary table, then insert it, skipping phones the workflow
+    already has (the unique constraint decides, so a concurrent insert cannot slip through)."""
     with connection.cursor() as cursor:
+        # A lost batch is redone from the checkpoint committed with it: no need to wait for
+        # this transaction's WAL flush.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS lead_import (phone text, name text, fields jsonb) "
-            "ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE IF NOT EXISTS lead_import (phone text, name text, fields jsonb, "
+            "row_number integer) ON COMMIT DELETE ROWS"
         )
-        with cursor.cursor.copy("COPY lead_import (phone, name, fields) FROM STDIN") as copy:
-            for _number, phone, name, fields, _row in good:
-                copy.write_row((phone, name, json.dumps(fields)))
+        copy_sql = "COPY lead_import (phone, name, fields, row_number) FROM STDIN"
+        with cursor.cursor.copy(copy_sql) as copy:
+            for number, phone, name, fields, _row in good:
+                copy.write_row((phone, name, json.dumps(fields), number))
         cursor.execute(
             f"INSERT INTO {Lead._meta.db_table} (workflow_id, phone, name, fields, lead_file_id, "
-            "created_at) SELECT %s, phone, name, fields, %s, %s FROM lead_import "
-            "ON CONFLICT (workflow_id, phone) DO NOTHING RETURNING phone",
+            "lead_file_row, created_at) SELECT %s, phone, name, fields, %s, row_number, %s "
+            "FROM lead_import ON CONFLICT (workflow_id, phone) DO NOTHING RETURNING phone",
             [lead_file.workflow_id, lead_file.pk, now],
         )
         return {row[0] for row in cursor.fetchall()}
 
 
 def _insert_portable(lead_file: LeadFile, good, now) -> set[str]:
+    """SQLite: the transaction holds the database's write lock, so check, then insert."""
+    existing = set(
+        Lead.objects.filter(
+            workflow_id=lead_file.workflow_id, phone__in=[g[1] for g in good]
+        ).values_list("phone", flat=True)
+    )
+    fresh = [g for g in good if g[1] not in existing]
     Lead.objects.bulk_create(
         [
             Lead(
@@ -220,13 +240,25 @@ def _insert_portable(lead_file: LeadFile, good, now) -> set[str]:
                 name=name,
                 fields=fields,
                 lead_file_id=lead_file.pk,
+                lead_file_row=number,
                 created_at=now,
             )
-            for _n, phone, name, fields, _row in good
+            for number, phone, name, fields, _row in fresh
         ],
         batch_size=2000,
     )
-    return {item[1] for item in good}
+    return {g[1] for g in fresh}
+
+
+def _duplicate_reasons(lead_file: LeadFile, phones: list[str]) -> dict[str, str]:
+    owners = Lead.objects.filter(workflow_id=lead_file.workflow_id, phone__in=phones)
+    reasons = {}
+    for phone, file_id, row in owners.values_list("phone", "lead_file_id", "lead_file_row"):
+        if file_id == lead_file.pk and row is not None:
+            reasons[phone] = f"duplicate: {phone} repeats row {row}"
+        else:
+            reasons[phone] = f"duplicate: {phone} is already a lead of this workflow"
+    return reasons
 
 
 def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> None:
@@ -234,31 +266,14 @@ def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> 
     now = timezone.now()
     rejected = list(checked.rejected)
     with transaction.atomic():
-        existing = dict(
-            Lead.objects.filter(
-                workflow_id=lead_file.workflow_id, phone__in=[g[1] for g in checked.good]
-            ).values_list("phone", "lead_file_id")
-        )
-        fresh = []
-        for item in checked.good:
-            number, phone, row = item[0], item[1], item[4]
-            if phone in existing:
-                why = (
-                    "repeats an earlier row of this file"
-                    if existing[phone] == lead_file.pk
-                    else "is already a lead of this workflow"
-                )
-                rejected.append((number, row, f"duplicate: {phone} {why}"))
-            else:
-                fresh.append(item)
         insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
-        inserted = insert(lead_file, fresh, now) if fresh else set()
-        # A lead added meanwhile by someone else (between the check and the insert).
-        rejected += [
-            (n, row, f"duplicate: {p} is already a lead of this workflow")
-            for n, p, _name, _f, row in fresh
-            if p not in inserted
-        ]
+        inserted = insert(lead_file, checked.good, now) if checked.good else set()
+        duplicates = [g for g in checked.good if g[1] not in inserted]
+        if duplicates:
+            reasons = _duplicate_reasons(lead_file, [g[1] for g in duplicates])
+            rejected += [
+                (number, row, reasons[phone]) for number, phone, _name, _fields, row in duplicates
+            ]
         LeadFileRejection.objects.bulk_create(
             [
                 LeadFileRejection(

@@ -94,6 +94,9 @@ class Lead(models.Model):
     lead_file = models.ForeignKey(
         LeadFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
     )
+    # The row of the lead file it came from (the header is row 1), so a later duplicate can
+    # name it.
+    lead_file_row = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
