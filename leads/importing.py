@@ -54,6 +54,10 @@ class FileProblem(Exception):
     """The whole file is unusable; nothing is imported."""
 
 
+class ImportOvertaken(Exception):
+    """Another run of the same import committed this batch first."""
+
+
 def _key(header: str) -> str:
     return "".join(ch for ch in header.lower() if ch.isalnum())
 
@@ -265,7 +269,18 @@ def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> 
     """Store one batch's leads and rejections and advance the checkpoint, atomically."""
     now = timezone.now()
     rejected = list(checked.rejected)
+    batch_rows = len(checked.good) + len(checked.rejected)
     with transaction.atomic():
+        # A re-run racing the original import (say, re-queued while the first was only slow):
+        # the file's row lock lets exactly one of them write each batch.
+        checkpoint = (
+            LeadFile.objects.select_for_update()
+            .filter(pk=lead_file.pk)
+            .values_list("rows_processed", flat=True)
+            .get()
+        )
+        if checkpoint != last_row_index - batch_rows:
+            raise ImportOvertaken(f"lead file {lead_file.pk} is imported by another worker")
         insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
         inserted = insert(lead_file, checked.good, now) if checked.good else set()
         duplicates = [g for g in checked.good if g[1] not in inserted]
@@ -350,6 +365,10 @@ def import_lead_file(lead_file_id: int) -> LeadFile:
                 batch = []
         if batch:
             commit_batch(lead_file, check_rows(batch, layout, normalise_all), index)
+    except ImportOvertaken:
+        log.info("lead file %s: another run is importing it; this one stops", lead_file.pk)
+        lead_file.refresh_from_db()
+        return lead_file
     finally:
         if pool is not None:
             pool.shutdown()
