@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -146,6 +146,9 @@ def _normalise(raw: str) -> str | tuple[str]:
 class Checked:
     good: list[tuple[int, str, str, dict, list[str]]]  # row number, phone, name, fields, row
     rejected: list[tuple[int, list[str], str]]
+    # Rows repeating a phone met earlier in the batch: rejected once the batch knows which row
+    # really holds that phone (an earlier batch's, or the first in this one).
+    repeats: list[tuple[int, str, list[str]]] = field(default_factory=list)
 
 
 def check_rows(
@@ -191,17 +194,17 @@ def check_rows(
         }
         candidates.append((number, row, raw_phone, name, fields))
     normalised = normalise_all([c[2] for c in candidates])
-    good, first_row = [], {}
+    good, repeats, seen = [], [], set()
     for (number, row, _raw, name, fields), phone in zip(candidates, normalised, strict=True):
         if isinstance(phone, tuple):
             rejected.append((number, row, phone[0]))
-        elif phone in first_row:
-            rejected.append((number, row, f"duplicate: {phone} repeats row {first_row[phone]}"))
+        elif phone in seen:
+            repeats.append((number, phone, row))
         else:
-            first_row[phone] = number
+            seen.add(phone)
             good.append((number, phone, name, fields, row))
     rejected.sort()
-    return Checked(good, rejected)
+    return Checked(good, rejected, repeats)
 
 
 def _insert_postgresql(lead_file: LeadFile, good, now) -> set[str]:
@@ -269,7 +272,7 @@ def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> 
     """Store one batch's leads and rejections and advance the checkpoint, atomically."""
     now = timezone.now()
     rejected = list(checked.rejected)
-    batch_rows = len(checked.good) + len(checked.rejected)
+    batch_rows = len(checked.good) + len(checked.rejected) + len(checked.repeats)
     with transaction.atomic():
         # A re-run racing the original import (say, re-queued while the first was only slow):
         # the file's row lock lets exactly one of them write each batch.
@@ -283,12 +286,12 @@ def commit_batch(lead_file: LeadFile, checked: Checked, last_row_index: int) -> 
             raise ImportOvertaken(f"lead file {lead_file.pk} is imported by another worker")
         insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_portable
         inserted = insert(lead_file, checked.good, now) if checked.good else set()
-        duplicates = [g for g in checked.good if g[1] not in inserted]
+        duplicates = [(g[0], g[1], g[4]) for g in checked.good if g[1] not in inserted]
+        duplicates += checked.repeats
         if duplicates:
-            reasons = _duplicate_reasons(lead_file, [g[1] for g in duplicates])
-            rejected += [
-                (number, row, reasons[phone]) for number, phone, _name, _fields, row in duplicates
-            ]
+            # Asked after the insert, so a phone first met in this batch names its stored row.
+            reasons = _duplicate_reasons(lead_file, [phone for _n, phone, _row in duplicates])
+            rejected += [(number, row, reasons[phone]) for number, phone, row in duplicates]
         LeadFileRejection.objects.bulk_create(
             [
                 LeadFileRejection(

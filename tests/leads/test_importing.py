@@ -468,7 +468,7 @@ def batch_spy(monkeypatch):
                 "after": after.rows_processed,
                 "imported": after.rows_imported,
                 "rejected": after.rows_rejected,
-                "batch": len(checked.good) + len(checked.rejected),
+                "batch": len(checked.good) + len(checked.rejected) + len(checked.repeats),
                 "leads": Lead.objects.filter(lead_file=lead_file).count(),
             }
         )
