@@ -46,7 +46,18 @@ def _due(now, limit: int):
     other. The processing workflows are looked up first (a handful) so that the scan walks the
     partial (due_at, id) index and stops after `limit` rows, with no join.
     """
-    processing = list(Workflow.objects.filter(status__in=PROCESSING).values_list("id", flat=True))
+    processing = list(
+        Workflow.objects.filter(status__in=PROCESSING).values_list("id", flat=True).order_by("id")
+    )
+    if processing and connection.vendor == "postgresql":
+        # Share-lock the workflows before any execution row, the order every other mover uses
+        # (manual actions, the leased path): no lock cycle with a pause queued between them.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {Workflow._meta.db_table} WHERE id = ANY(%s) ORDER BY id "
+                "FOR SHARE",
+                [processing],
+            )
     return (
         LeadExecution.objects.filter(
             status=ExecutionStatus.ACTIVE, due_at__lte=now, workflow_id__in=processing
