@@ -37,7 +37,7 @@ from leads.rejections import stream_rejections_csv
 from workflows.access import workflows_for
 from workflows.graph_store import check_graph, replace_graph
 from workflows.models import Membership, Role
-from workflows.statuses import NodeType, WorkflowAction, WorkflowStatus
+from workflows.statuses import WorkflowAction, WorkflowStatus
 
 
 class IdCursorPagination(CursorPagination):
@@ -212,7 +212,7 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         queryset = filters.qs
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        context = {"has_entry": workflow.nodes.filter(type=NodeType.ENTRY).exists()}
+        context = {"has_entry": workflow.has_entry_node()}
         return paginator.get_paginated_response(
             LeadSerializer(page, many=True, context=context).data
         )

@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
 from calls.models import CallLog
-from leads.models import Lead
+from leads.models import Lead, LeadFile
 from workflows.access import can_act, workflows_for
 from workflows.models import Membership, Workflow, Workspace
 
@@ -58,6 +58,15 @@ def lead_for_manager(request, lead_id: int) -> Lead:
     if not can_act(request.user, lead.workflow.workspace_id):
         raise PermissionDenied("Only campaign managers can do this.")
     return lead
+
+
+def lead_file_for_reader(request, lead_file_id: int) -> LeadFile:
+    return get_object_or_404(
+        LeadFile.objects.filter(workflow__in=workflows_for(request.user)).select_related(
+            "workflow"
+        ),
+        pk=lead_file_id,
+    )
 
 
 def call_for_reader(request, call_id: int) -> CallLog:

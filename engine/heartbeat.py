@@ -2,13 +2,12 @@
 
 import time
 
-from django.db.models import Count
-
 from engine.lead_files import import_lead_file_task
 from engine.providers import redrive_stalled_calls
 from engine.starting import start_pending_leads_task
 from engine.ticks import ensure_tick
-from leads.models import Lead, LeadExecution, LeadFile, LeadFileStatus
+from leads.counts import status_counts
+from leads.models import ExecutionStatus, LeadFile, LeadFileStatus
 from workflows.models import Workflow
 from workflows.statuses import WorkflowStatus
 
@@ -25,19 +24,8 @@ def workflows_with_pending_leads() -> list[int]:
     )
     if not active:
         return []
-    leads = dict(
-        Lead.objects.filter(workflow_id__in=active)
-        .values_list("workflow_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    started = dict(
-        LeadExecution.objects.filter(workflow_id__in=active)
-        .values_list("workflow_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return [wf for wf in active if leads.get(wf, 0) > started.get(wf, 0)]
+    counts = status_counts(active)
+    return [wf for wf in active if counts[wf][ExecutionStatus.PENDING] > 0]
 
 
 # Lead files seen importing: id -> (rows processed, when that count was first seen).

@@ -34,7 +34,7 @@ def explain(lead: Lead, *, has_entry: bool | None = None) -> str:
                 "the lead starts once the import finishes."
             )
         if has_entry is None:
-            has_entry = workflow.nodes.filter(type=NodeType.ENTRY).exists()
+            has_entry = workflow.has_entry_node()
         if status is WorkflowStatus.DRAFT:
             if not has_entry:
                 return (

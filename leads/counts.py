@@ -10,21 +10,33 @@ from leads.models import ExecutionStatus, Lead, LeadExecution
 from workflows.models import Node, Workflow
 
 
-def workflow_counts(workflow: Workflow) -> dict:
-    statuses = {status.value: 0 for status in ExecutionStatus}
-    started = 0
-    for row in (
-        LeadExecution.objects.filter(workflow=workflow)
-        .values("status")
+def status_counts(workflow_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Lead counts per execution status for each workflow: two grouped queries in all.
+
+    `pending` is leads without an execution (SPEC 2), so leads minus started executions.
+    """
+    counts = {pk: dict.fromkeys(ExecutionStatus.values, 0) for pk in workflow_ids}
+    started = dict.fromkeys(workflow_ids, 0)
+    for workflow_id, status, n in (
+        LeadExecution.objects.filter(workflow_id__in=workflow_ids)
+        .values_list("workflow_id", "status")
         .annotate(n=Count("id"))
         .order_by()
     ):
-        statuses[row["status"]] = row["n"]
-        started += row["n"]
-    statuses[ExecutionStatus.PENDING] = max(
-        Lead.objects.filter(workflow=workflow).count() - started, 0
-    )
+        counts[workflow_id][status] = n
+        started[workflow_id] += n
+    for workflow_id, n in (
+        Lead.objects.filter(workflow_id__in=workflow_ids)
+        .values_list("workflow_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        counts[workflow_id][ExecutionStatus.PENDING] = max(n - started[workflow_id], 0)
+    return counts
 
+
+def workflow_counts(workflow: Workflow) -> dict:
+    statuses = status_counts([workflow.pk])[workflow.pk]
     # The API's shape (SPEC 7); the dashboard reads the finer node_counts.
     nodes = {
         key: {"active": c["active"], "needs_review": c["needs_review"]}

@@ -102,6 +102,9 @@ class Workflow(models.Model):
     def allowed_actions(self) -> list[WorkflowAction]:
         return allowed_actions(self.status)
 
+    def has_entry_node(self) -> bool:
+        return self.nodes.filter(type=NodeType.ENTRY).exists()
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

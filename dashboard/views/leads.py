@@ -2,12 +2,13 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from calls.models import CallLog
 from dashboard.access import (
+    lead_file_for_reader,
     lead_for_manager,
     lead_for_reader,
     workflow_for_manager,
@@ -20,9 +21,9 @@ from engine.lead_files import FileTooLarge, accept_upload
 from engine.why import explain
 from leads.export import csv_response, field_names_of, stream_leads_csv, with_last_call
 from leads.filters import LeadFilter
-from leads.models import Lead, LeadFile, LeadFileStatus
+from leads.models import Lead, LeadFileStatus
 from leads.rejections import stream_rejections_csv
-from workflows.access import can_act, workflows_for
+from workflows.access import can_act
 from workflows.statuses import NodeType
 
 PAGE_SIZE = 50
@@ -54,7 +55,7 @@ def _leads_page(request, workflow) -> dict:
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     bounded = queryset.order_by()[: COUNT_LIMIT + 1].count()
-    has_entry = workflow.nodes.filter(type=NodeType.ENTRY).exists()
+    has_entry = workflow.has_entry_node()
     params = request.GET.copy()
     params.pop("after", None)
     return {
@@ -197,20 +198,11 @@ def lead_file_upload(request, pk: int):
     return redirect("lead-file-detail", pk=lead_file.pk)
 
 
-def _lead_file_for_reader(request, pk: int) -> LeadFile:
-    return get_object_or_404(
-        LeadFile.objects.filter(workflow__in=workflows_for(request.user)).select_related(
-            "workflow"
-        ),
-        pk=pk,
-    )
-
-
 @login_required
 @require_GET
 def lead_file_detail(request, pk: int):
     """The upload's progress bar (polled by htmx until the import ends), then its summary."""
-    lead_file = _lead_file_for_reader(request, pk)
+    lead_file = lead_file_for_reader(request, pk)
     context = {
         "lead_file": lead_file,
         "workflow": lead_file.workflow,
@@ -228,5 +220,5 @@ def lead_file_detail(request, pk: int):
 @login_required
 @require_GET
 def lead_file_errors(request, pk: int):
-    lead_file = _lead_file_for_reader(request, pk)
+    lead_file = lead_file_for_reader(request, pk)
     return csv_response(stream_rejections_csv(lead_file), f"lead-file-{lead_file.pk}-errors.csv")

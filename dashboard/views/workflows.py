@@ -5,7 +5,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,8 +17,8 @@ from dashboard.access import current_workspace, workflow_for_manager, workflow_f
 from dashboard.forms import WorkflowSettingsForm
 from dashboard.graph_view import layout
 from engine import control
-from leads.counts import node_counts, workflow_counts
-from leads.models import ExecutionStatus, Lead, LeadExecution
+from leads.counts import node_counts, status_counts, workflow_counts
+from leads.models import ExecutionStatus
 from workflows.access import can_act, workflows_for
 from workflows.graph_store import check_graph, load_graph
 from workflows.models import Workflow
@@ -44,28 +43,6 @@ class WorkflowFilter(django_filters.FilterSet):
         return queryset.filter(status=value)
 
 
-def _status_counts(workflow_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Lead counts per execution status for a page of workflows: two grouped queries."""
-    counts = {pk: dict.fromkeys(ExecutionStatus.values, 0) for pk in workflow_ids}
-    started = dict.fromkeys(workflow_ids, 0)
-    for wf, status, n in (
-        LeadExecution.objects.filter(workflow_id__in=workflow_ids)
-        .values_list("workflow_id", "status")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        counts[wf][status] = n
-        started[wf] += n
-    for wf, n in (
-        Lead.objects.filter(workflow_id__in=workflow_ids)
-        .values_list("workflow_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        counts[wf][ExecutionStatus.PENDING] = n - started[wf]
-    return counts
-
-
 @login_required
 @require_GET
 def workflow_list(request):
@@ -75,7 +52,7 @@ def workflow_list(request):
     )
     filters = WorkflowFilter(request.GET, queryset=queryset)
     page = Paginator(filters.qs, 25).get_page(request.GET.get("page"))
-    counts = _status_counts([w.pk for w in page])
+    counts = status_counts([w.pk for w in page])
     rows = [(w, counts[w.pk]) for w in page]
     return render(
         request,
